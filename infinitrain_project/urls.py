@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from jobs.views import JobDetail, JobList
+from workers_app.views import Health, WorkerList
+
+api = [
+    path("jobs", JobList.as_view(), name="job-list"),
+    path("jobs/<str:pk>", JobDetail.as_view(), name="job-detail"),
+    path("workers", WorkerList.as_view(), name="worker-list"),
+    path("health", Health.as_view(), name="health"),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/api/v1/jobs", permanent=False)),
+    path("api/v1/", include(api)),
+    path("api-auth/", include("rest_framework.urls")),
+    path("admin/", admin.site.urls),
+]
