@@ -36,11 +36,11 @@ def _parse_text(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """The short form of `seconds`: 2 -> "2s", 90 -> "1m30s", 1.5 -> "1.5s"."""
-    if seconds < 60 or seconds != int(seconds):
-        return f"{seconds:g}s"
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [(hours, "h"), (minutes, "m"), (secs, "s")]
-    return "".join(f"{n}{unit}" for n, unit in parts if n)
+    """Seconds as people write them in an error message: "2s", "1.5s", "5m", "1h30m"."""
+    whole_minutes, rest = divmod(seconds, 60)
+    hours, minutes = divmod(int(whole_minutes), 60)
+
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    if rest or not (hours or minutes):
+        parts.append(f"{rest:.3f}".rstrip("0").rstrip(".") + "s")
+    return "".join(parts)

@@ -17,6 +17,8 @@ from .models import Attempt, Job, JobType
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 TAG_PATTERN = re.compile(r"[A-Za-z0-9._:/=+@-]{1,64}")
+ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
+HEADER_NAME_PATTERN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
 QUEUE_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 MAX_TAGS = 32
@@ -138,6 +140,27 @@ class JobInputSerializer(serializers.Serializer[Job]):
                     f"Tag {tag!r} is not valid: use 1 to 64 letters, digits or ._:/=+@-"
                 )
         return list(dict.fromkeys(value))
+
+    def validate_env(self, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not ENV_NAME_PATTERN.fullmatch(name):
+                raise serializers.ValidationError(
+                    f"{name!r} is not a variable name: use letters, digits and '_', "
+                    "not starting with a digit."
+                )
+            if "\x00" in text:
+                raise serializers.ValidationError(f"The value of {name} holds a NUL.")
+        return value
+
+    def validate_headers(self, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not HEADER_NAME_PATTERN.fullmatch(name):
+                raise serializers.ValidationError(f"{name!r} is not a header name.")
+            if any(c in text for c in "\r\n\x00"):
+                raise serializers.ValidationError(
+                    f"The value of {name} holds a line break or NUL."
+                )
+        return value
 
     def validate_queue(self, value: str) -> str:
         if not QUEUE_PATTERN.fullmatch(value):

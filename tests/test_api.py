@@ -70,6 +70,16 @@ def post(client: APIClient, body: Any) -> Any:
         ({"type": "command", "command": "true", "tags": ["a b"]}, "tags", "not valid"),
         ({"type": "command", "command": "true", "env": ["A=1"]}, "env", "dictionary"),
         ({"type": "command", "command": "true", "env": {"A": 1}}, "env", "string"),
+        (
+            {"type": "command", "command": "true", "env": {"A=B": "1"}},
+            "env",
+            "variable name",
+        ),
+        (
+            {"type": "command", "command": "true", "env": {"1A": "1"}},
+            "env",
+            "variable name",
+        ),
         ({"type": "command", "command": "true", "cwd": "tmp"}, "cwd", "absolute"),
         (
             {"type": "command", "command": "true", "url": "http://x"},

@@ -4,8 +4,8 @@ import json
 import threading
 import time
 import uuid
-from datetime import datetime
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any

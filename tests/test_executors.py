@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from jobs.durations import format_duration
 from jobs.executors import EXECUTORS, command, get_executor, http, script
-from jobs.executors.base import RunContext, format_duration
+from jobs.executors.base import RunContext
 
 
 def make_context(**overrides: Any) -> RunContext:

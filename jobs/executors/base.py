@@ -64,14 +64,3 @@ class Executor(Protocol):
     """Runs one attempt of one job type; `spec` is the job's validated type fields."""
 
     def __call__(self, spec: dict[str, Any], context: RunContext) -> Outcome: ...
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds as people write them in an error message: "2s", "1.5s", "5m", "1h30m"."""
-    whole_minutes, rest = divmod(seconds, 60)
-    hours, minutes = divmod(int(whole_minutes), 60)
-
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
-    if rest or not (hours or minutes):
-        parts.append(f"{rest:.3f}".rstrip("0").rstrip(".") + "s")
-    return "".join(parts)

@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
-from jobs.executors.base import Interruption, Outcome, RunContext, format_duration
+from jobs.durations import format_duration
+from jobs.executors.base import Interruption, Outcome, RunContext
 
 logger = logging.getLogger(__name__)
 

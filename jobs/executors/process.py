@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import IO
 
-from jobs.executors.base import Interruption, Outcome, RunContext, format_duration
+from jobs.durations import format_duration
+from jobs.executors.base import Interruption, Outcome, RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,11 @@ def _supervise(child: subprocess.Popen[bytes], context: RunContext) -> Outcome:
     finally:
         # Also on the way out of an exception (a worker's soft time limit, a shutdown):
         # a job's processes must never outlive its attempt.
+        if _has_exited(child.pid):
+            # Reaping first is safe: Linux reuses no pid that is still some group's
+            # id, and with the leader gone the usual case (nothing left in the
+            # group) is settled by one killpg, without reading /proc.
+            child.wait()
         _end_group(child.pid, context, interruption)
         returncode = child.wait()
 
@@ -141,8 +147,7 @@ def _supervise(child: subprocess.Popen[bytes], context: RunContext) -> Outcome:
 def _wait_for_leader(pid: int, context: RunContext) -> Interruption | None:
     """Wait until the child exits, its time is up, or the worker asks it to stop.
 
-    The child is left unreaped (a zombie): while it exists its pid cannot be reused, so
-    the process group id stays ours until _end_group() is done with it.
+    The child is left unreaped here: while its zombie exists its pid cannot be reused.
     """
     deadline = time.monotonic() + context.timeout
     with _exit_watch(pid, context.stop) as pause:
