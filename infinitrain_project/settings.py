@@ -104,6 +104,7 @@ def database_config(url: str) -> dict[str, object]:
         # has to upgrade and deadlock), and the timeout waits out a busy writer instead of
         # failing with "database is locked". Persistent connections are kept off because
         # SQLite connections are cheap and must not outlive a thread.
+        Path(str(config["NAME"])).parent.mkdir(parents=True, exist_ok=True)
         config["CONN_MAX_AGE"] = 0
         config["OPTIONS"] = {
             "timeout": 30,

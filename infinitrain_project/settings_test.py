@@ -14,6 +14,7 @@ CELERY_BROKER_URL = REDIS_URL
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Worker processes must open the test database too, so it is a file, not memory.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
