@@ -190,8 +190,14 @@ INFINITRAIN = {
     "RETRY_BACKOFF_BASE": env_float("INFINITRAIN_RETRY_BACKOFF_BASE", 1.0),
     "RETRY_BACKOFF_MAX": env_float("INFINITRAIN_RETRY_BACKOFF_MAX", 300.0),
     # Seconds between a worker's heartbeats, and how many missed beats make it lost.
-    "HEARTBEAT_INTERVAL": env_float("INFINITRAIN_HEARTBEAT_INTERVAL", 2.0),
+    "HEARTBEAT_INTERVAL": env_float("INFINITRAIN_HEARTBEAT_INTERVAL", 1.0),
     "HEARTBEAT_MISSES": int(env_float("INFINITRAIN_HEARTBEAT_MISSES", 3)),
+    # How often the monitor looks for lost workers, in seconds.
+    "MONITOR_INTERVAL": env_float("INFINITRAIN_MONITOR_INTERVAL", 0.5),
+    # How often the monitor looks for queued jobs whose message is gone, and how long
+    # a job must have been waiting before its message counts as gone.
+    "RECONCILE_INTERVAL": env_float("INFINITRAIN_RECONCILE_INTERVAL", 5.0),
+    "RECONCILE_GRACE": env_float("INFINITRAIN_RECONCILE_GRACE", 10.0),
 }
 
 LOGGING = {

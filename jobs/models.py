@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from django.db import models
+from django.utils import timezone
 
 
 def new_job_id() -> str:
@@ -65,6 +66,12 @@ class Job(models.Model):
 
     # Number of the newest attempt claimed; the next claim must name this + 1.
     attempts = models.PositiveIntegerField(default=0)
+    # Number of the first attempt of the current run: 1, or the attempt a re-run
+    # (POST .../retry) started with. The retry policy counts from here.
+    first_attempt = models.PositiveIntegerField(default=1)
+    # When the job last became queued or retrying: reconciliation leaves a job alone
+    # for a grace period after this, while its message is surely on its way.
+    queued_at = models.DateTimeField(default=timezone.now)
     # Fencing token of the attempt that owns the job while it runs, else empty.
     lease_token = models.CharField(max_length=32, blank=True, default="")
     # A retry's message may be delivered early (a duplicate); it may not start before.
@@ -88,6 +95,7 @@ class Job(models.Model):
 
     @property
     def max_attempts(self) -> int:
+        """Attempts the current run may make."""
         return self.max_retries + 1
 
     @property

@@ -1,28 +1,33 @@
 """The worker side of one attempt: claim, run, report.
 
 The worker keeps a table of the attempts it is running, so its heartbeat can report
-them and a stop request (cancellation, lost lease) can reach the running executor.
+them and stop any whose lease it lost (the job was cancelled, or the monitor took the
+attempt over while this worker was cut off).
 """
 
 import logging
 import threading
+from collections import Counter
 
 from django.conf import settings
 
 from . import lifecycle
 from .executors import get_executor
 from .executors.base import Outcome, RunContext
+from .models import Job, Status
 
 logger = logging.getLogger(__name__)
 
 _running: dict[str, RunContext] = {}
 _running_lock = threading.Lock()
+# Attempts this process finished ("processed") and how many of them failed.
+totals: Counter[str] = Counter()
 
 
-def running_attempts() -> list[RunContext]:
-    """The attempts this worker process runs right now."""
+def running_attempts() -> dict[str, RunContext]:
+    """The attempts this worker process runs right now, by lease token."""
     with _running_lock:
-        return list(_running.values())
+        return dict(_running)
 
 
 def run_attempt(job_id: str, attempt: int, worker: str) -> str | None:
@@ -52,7 +57,37 @@ def run_attempt(job_id: str, attempt: int, worker: str) -> str | None:
         with _running_lock:
             del _running[lease.token]
 
-    return lifecycle.finish(lease, outcome)
+    status = lifecycle.finish(lease, outcome)
+    _count(status)
+    return status
+
+
+def stop_lost_leases() -> list[str]:
+    """Stop each running attempt whose lease this worker no longer holds.
+
+    One query. Returns the job ids stopped. An attempt that finished between the
+    snapshot and the query is stopped too, which does nothing.
+    """
+    running = running_attempts()
+    if not running:
+        return []
+    held = set(
+        Job.objects.filter(lease_token__in=list(running)).values_list(
+            "lease_token", flat=True
+        )
+    )
+    stopped = []
+    for token, context in running.items():
+        if token in held or context.stop.is_set():
+            continue
+        logger.warning(
+            "Job %s attempt %s: lease lost (cancelled or taken over), stopping it",
+            context.job_id,
+            context.attempt,
+        )
+        context.stop.set()
+        stopped.append(context.job_id)
+    return stopped
 
 
 def _execute(lease: lifecycle.Lease, context: RunContext) -> Outcome:
@@ -64,3 +99,11 @@ def _execute(lease: lifecycle.Lease, context: RunContext) -> Outcome:
             "Job %s attempt %s: executor crashed", lease.job_id, lease.attempt
         )
         return Outcome(succeeded=False, error=f"internal error: {error!r}")
+
+
+def _count(status: str | None) -> None:
+    if status is None:
+        return
+    totals["processed"] += 1
+    if status != Status.SUCCEEDED:
+        totals["failed"] += 1

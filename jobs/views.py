@@ -1,17 +1,20 @@
 """The job API: submit, list and inspect jobs."""
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError
 from django.db.models import QuerySet
 from rest_framework import generics, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
 
+from . import lifecycle
 from .dispatch import publish_on_commit
 from .models import Job, JobType, Status
 from .serializers import TAG_PATTERN, JobInputSerializer, JobSerializer
@@ -74,6 +77,49 @@ class JobDetail(generics.RetrieveAPIView[Job]):
 
     serializer_class = JobSerializer
     queryset = Job.objects.prefetch_related("attempt_set")
+
+
+class JobCancel(APIView):
+    """Cancel a queued, retrying or running job. A running one is killed within
+    about a heartbeat, on whatever worker runs it, and is not retried."""
+
+    def post(self, request: Request, pk: str) -> Response:
+        return _act(
+            pk,
+            lambda: lifecycle.cancel(pk, f"cancelled by {request.user}"),
+            "cancelled",
+            "only a queued, retrying or running job can be cancelled",
+        )
+
+
+class JobRetry(APIView):
+    """Run a failed or cancelled job again, from a new attempt, with its retry policy."""
+
+    def post(self, request: Request, pk: str) -> Response:
+        return _act(
+            pk,
+            lambda: lifecycle.rerun(pk),
+            "queued again",
+            "only a failed or cancelled job can be run again",
+        )
+
+
+def _act(
+    job_id: str, action: Callable[[], str | None], done: str, rule: str
+) -> Response:
+    """Apply a lifecycle action; 200 with the job, 409 saying why not, or 404."""
+    try:
+        refused_status = action()
+    except Job.DoesNotExist:
+        raise NotFound(f"No job with id {job_id!r}.") from None
+    if refused_status is not None:
+        return Response(
+            {"detail": f"Job {job_id!r} is {refused_status}: {rule}."},
+            status=status.HTTP_409_CONFLICT,
+        )
+    logger.info("Job %s: %s", job_id, done)
+    job = Job.objects.prefetch_related("attempt_set").get(id=job_id)
+    return Response(JobSerializer(job).data)
 
 
 def _one_of(param: str, value: str, allowed: list[str]) -> str:

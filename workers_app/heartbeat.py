@@ -2,7 +2,8 @@
 
 When a `celery worker` process is ready it registers itself (name, host, pid, queues,
 concurrency, version), then a thread records a heartbeat every HEARTBEAT_INTERVAL
-seconds with the number of attempts it runs. A clean shutdown marks it offline at once.
+seconds with the number of attempts it runs, and stops any attempt whose lease it has
+lost. A clean shutdown marks it offline at once.
 """
 
 import logging
@@ -17,9 +18,10 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from jobs.runner import running_attempts
+from jobs.runner import running_attempts, stop_lost_leases, totals
 
 from .models import Worker, WorkerStatus
+from .recovery import recover_previous_life
 
 logger = logging.getLogger(__name__)
 
@@ -33,23 +35,27 @@ def register(sender: Any, **kwargs: Any) -> None:
     name = str(sender.hostname)
     _state["name"] = name
     controller = getattr(sender, "controller", None)
+    queues = sender.app.amqp.queues.consume_from.values()
     Worker.objects.update_or_create(
         name=name,
         defaults={
-            "hostname": socket.gethostname(),
-            "pid": os.getpid(),
-            "queues": sorted(
-                q.name for q in sender.app.amqp.queues.consume_from.values()
-            ),
+            **_identity(),
+            "queues": sorted(queue.name for queue in queues),
             "concurrency": getattr(controller, "concurrency", 0) or 0,
-            "version": celery.__version__,
             "status": WorkerStatus.ONLINE,
             "started_at": timezone.now(),
             "last_heartbeat": timezone.now(),
             "running": 0,
+            "processed": 0,
+            "failed": 0,
         },
     )
     logger.info("Worker %s: registered (pid %s)", name, os.getpid())
+    recovered = recover_previous_life(name)
+    if recovered:
+        logger.warning(
+            "Worker %s: handed back %s attempts of its last run", name, recovered
+        )
     _stop.clear()
     threading.Thread(
         target=_beat_forever, args=(name,), name="heartbeat", daemon=True
@@ -58,6 +64,7 @@ def register(sender: Any, **kwargs: Any) -> None:
 
 @worker_shutdown.connect
 def unregister(sender: Any = None, **kwargs: Any) -> None:
+    """Mark the worker offline; Celery sends this once its pool has stopped."""
     name = _state.get("name")
     if name is None:
         return
@@ -70,20 +77,37 @@ def unregister(sender: Any = None, **kwargs: Any) -> None:
 
 
 def beat(name: str) -> None:
-    """Record one heartbeat; re-register the row if it vanished."""
+    """Record one heartbeat, then stop any attempt whose lease this worker lost.
+
+    Re-registers the row if it vanished; a worker that is shutting down stays
+    offline. A worker the monitor marked lost (it was stopped or cut off) comes back
+    online here; its attempts were taken over, and stop_lost_leases() kills their
+    processes.
+    """
     close_old_connections()
-    updated = Worker.objects.filter(name=name).update(
-        status=WorkerStatus.ONLINE,
-        last_heartbeat=timezone.now(),
-        running=len(running_attempts()),
-    )
-    if not updated:
-        Worker.objects.create(
-            name=name,
-            hostname=socket.gethostname(),
-            pid=os.getpid(),
-            version=celery.__version__,
-        )
+    fields = {
+        "last_heartbeat": timezone.now(),
+        "running": len(running_attempts()),
+        "processed": totals["processed"],
+        "failed": totals["failed"],
+    }
+    workers = Worker.objects.filter(name=name)
+    if not workers.filter(status=WorkerStatus.ONLINE).update(**fields):
+        if workers.filter(status=WorkerStatus.LOST).update(
+            status=WorkerStatus.ONLINE, **fields
+        ):
+            logger.warning("Worker %s: was marked lost; back online", name)
+        elif not workers.update(**fields):  # offline: shutting down, still beating
+            Worker.objects.create(name=name, **_identity(), **fields)
+    stop_lost_leases()
+
+
+def _identity() -> dict[str, Any]:
+    return {
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "version": celery.__version__,
+    }
 
 
 def _beat_forever(name: str) -> None:

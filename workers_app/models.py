@@ -38,6 +38,10 @@ class Worker(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     last_heartbeat = models.DateTimeField(default=timezone.now)
     running = models.PositiveIntegerField(default=0)
+    # Attempts this worker process finished, and how many of them failed, since it
+    # started; reported by its heartbeat so the hot path writes nothing extra.
+    processed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
 
     objects = WorkerQuerySet.as_manager()
 

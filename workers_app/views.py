@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .models import Worker
-from .serializers import WorkerSerializer
+from .serializers import WorkerDetailSerializer, WorkerSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +21,13 @@ class WorkerList(generics.ListAPIView[Worker]):
     """Every worker seen, with its status and last heartbeat."""
 
     serializer_class = WorkerSerializer
+    queryset = Worker.objects.all()
+
+
+class WorkerDetail(generics.RetrieveAPIView[Worker]):
+    """One worker, with the attempts it runs now."""
+
+    serializer_class = WorkerDetailSerializer
     queryset = Worker.objects.all()
 
 

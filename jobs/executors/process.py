@@ -33,6 +33,7 @@ from typing import IO
 
 from jobs.durations import format_duration
 from jobs.executors.base import Interruption, Outcome, RunContext
+from jobs.executors.reaper import Reaper
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ DRAIN_SECONDS = 1.0
 REAP_SECONDS = 1.0
 
 READ_SIZE = 65536
+
+# Ends this worker's job processes if the worker itself is killed.
+REAPER = Reaper()
 
 
 def child_environment(
@@ -96,6 +100,7 @@ def run_process(
         )
 
     logger.debug("Job %s attempt %s: started process %s", *_who(context), child.pid)
+    REAPER.watch(child.pid, context.kill_grace)
     return _supervise(child, context)
 
 
@@ -138,6 +143,7 @@ def _supervise(child: subprocess.Popen[bytes], context: RunContext) -> Outcome:
             # group) is settled by one killpg, without reading /proc.
             child.wait()
         _end_group(child.pid, context, interruption)
+        REAPER.forget(child.pid)
         returncode = child.wait()
 
     _drain(stdout, stderr, context)
