@@ -23,7 +23,8 @@ run: $(VENV)/.base
 
 ## Run the whole test suite (SQLite by default; set DATABASE_URL for PostgreSQL).
 test: $(VENV)/.dev
-	$(BIN)/python manage.py ensure_redis --url "$${INFINITRAIN_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+	@command -v redis-server >/dev/null || [ -n "$$INFINITRAIN_TEST_REDIS_URL" ] || \
+	  { echo "The tests start their own redis-server: sudo apt-get install redis-server" >&2; exit 1; }
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev

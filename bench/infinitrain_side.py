@@ -95,16 +95,18 @@ def running(database_url: str, concurrency: int, logs: Path) -> Iterator[InfiniT
     """The API and a worker on a migrated database, stopped on the way out.
 
     Sets DATABASE_URL, REDIS_URL and DJANGO_SETTINGS_MODULE in this process too and
-    sets Django up with them, so the bench can read the jobs back.
+    sets Django up with them, so the bench can read the jobs back: use it once per
+    process.
     """
     env = _environment(database_url)
     redis.Redis.from_url(REDIS_URL).flushdb()
+    _create_database(database_url)
     logger.info(
-        "InfiniTrain: migrating %s (Redis %s, emptied first)",
+        "InfiniTrain: migrating %s, starting the API and a worker (Redis %s, "
+        "emptied first)",
         _safe(database_url),
         REDIS_URL,
     )
-    _create_database(database_url)
     _migrate(env)
     token = _token(env)
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,12 +33,17 @@ logger = logging.getLogger("bench")
 
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 
+# An idle machine is a few percent busy; above this, other work shares it.
+BUSY_SHARE = 0.15
+
 
 def main() -> int:
     options = _arguments()
     _log_to_stderr()
     # A SIGTERM ends the run through the finally blocks that stop its processes.
     signal.signal(signal.SIGTERM, _exit)
+    busy = _cpu_busy()
+    _warn_if_busy(busy)
 
     try:
         with tempfile.TemporaryDirectory(prefix="infinitrain-bench-") as scratch:
@@ -49,7 +55,7 @@ def main() -> int:
 
     metrics = report.compare(results["InfiniTrain"], results["raw Celery"])
     print(report.table(metrics))
-    report.write_json(RESULTS, metrics, _context(options, database_url))
+    report.write_json(RESULTS, metrics, _context(options, database_url, busy))
     logger.info("Results written to %s", RESULTS.relative_to(ROOT))
     return 0
 
@@ -76,7 +82,9 @@ def _database_url(scratch: Path) -> str:
     return os.environ.get("DATABASE_URL") or f"sqlite:///{scratch / 'bench.sqlite3'}"
 
 
-def _context(options: argparse.Namespace, database_url: str) -> dict[str, Any]:
+def _context(
+    options: argparse.Namespace, database_url: str, busy: float
+) -> dict[str, Any]:
     scheme = database_url.partition(":")[0]
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -86,6 +94,7 @@ def _context(options: argparse.Namespace, database_url: str) -> dict[str, Any]:
         "concurrency": options.concurrency,
         "submitters": options.submitters,
         "cpus": os.cpu_count(),
+        "cpu_busy_before_run": round(busy, 2),
         "python": platform.python_version(),
         **_code_version(),
     }
@@ -145,6 +154,30 @@ def _at_least(lowest: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _cpu_busy(seconds: float = 1.0) -> float:
+    """The share of the machine's CPU time that was busy over the next `seconds`."""
+
+    def sample() -> tuple[int, int]:
+        # The first line of /proc/stat: "cpu user nice system idle iowait irq ...".
+        ticks = [int(n) for n in Path("/proc/stat").read_text().split()[1:9]]
+        return sum(ticks), ticks[3] + ticks[4]
+
+    total, idle = sample()
+    time.sleep(seconds)
+    total_after, idle_after = sample()
+    return 1 - (idle_after - idle) / max(1, total_after - total)
+
+
+def _warn_if_busy(busy: float) -> None:
+    # Other work takes CPU from whichever side runs meanwhile, unevenly.
+    if busy > BUSY_SHARE:
+        logger.warning(
+            "The machine is %.0f%% busy before the run: the numbers will be noisy; "
+            "run again when it is idle",
+            busy * 100,
+        )
 
 
 def _log_to_stderr() -> None:

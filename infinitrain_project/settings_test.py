@@ -1,7 +1,8 @@
 """Settings for the test suite: the project's settings, pointed at test-only services.
 
 The suite empties its Redis database, so it never uses REDIS_URL: it takes
-INFINITRAIN_TEST_REDIS_URL (default: database 15 of the local Redis).
+INFINITRAIN_TEST_REDIS_URL, which the plugin tests/redis_server.py sets to a
+redis-server of the test run's own (default: database 15 of the local Redis).
 """
 
 import os

@@ -1,6 +1,11 @@
 """Fixtures for tests that run the whole system: real Redis, real `celery worker`
 processes, the API served over HTTP by pytest-django's live server.
 
+The suite runs against a redis-server of its own (append-only file on, a free port),
+started when this module loads, so that reliability tests can restart it. Set
+INFINITRAIN_TEST_REDIS_URL to use an existing Redis instead (its database is
+emptied); the tests that restart Redis are then skipped.
+
 pytest-celery's own worker fixtures run workers in Docker containers, which this
 suite does not require; its workers are plain `celery worker` processes started here
 against the test database and a test-only Redis database.
@@ -22,6 +27,10 @@ import requests
 from django.conf import settings
 from django.db import connection
 
+from infinitrain_project.celery import app
+
+from .redis_server import RedisServer
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Worker settings that make failure paths quick to test.
@@ -30,8 +39,25 @@ WORKER_ENV = {
     "INFINITRAIN_RETRY_BACKOFF_BASE": "0.2",
     "INFINITRAIN_RETRY_BACKOFF_MAX": "1",
     "INFINITRAIN_HEARTBEAT_INTERVAL": "1",
+    "INFINITRAIN_RECONCILE_GRACE": "2",
+    "INFINITRAIN_RECONCILE_INTERVAL": "1",
     "LOG_LEVEL": "INFO",
 }
+
+
+REDIS: RedisServer | None = None
+if not os.environ.get("INFINITRAIN_TEST_REDIS_URL"):
+    # Django's settings are loaded by now, but Celery reads its configuration lazily,
+    # on first use, so pointing the settings at the new server is enough.
+    REDIS = RedisServer()
+    REDIS.start()
+    settings.REDIS_URL = settings.CELERY_BROKER_URL = REDIS.url
+    assert app.conf.broker_url == REDIS.url, "Celery read its broker URL too early"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if REDIS is not None:
+        REDIS.close()
 
 
 def wait_for(
@@ -91,13 +117,24 @@ class WorkerFleet:
     def start(
         self, name: str, queue: str = "default", concurrency: int = 4, **env: str
     ) -> WorkerProcess:
-        log = self.log_dir / f"{name}.log"
+        """Start a `celery worker` named `name`@host consuming `queue` (comma-separated)."""
         command = [
             sys.executable, "-m", "celery", "-A", "infinitrain_project", "worker",
             "--pool", "threads", "--concurrency", str(concurrency), "--queues", queue,
             "--hostname", f"{name}@%h", "--events", "--without-mingle",
             "--without-gossip", "--loglevel", "INFO",
         ]  # fmt: skip
+        return self._spawn(name, command, env)
+
+    def start_monitor(self, name: str = "monitor", **env: str) -> WorkerProcess:
+        monitor = self._spawn(name, [sys.executable, "manage.py", "monitor"], env)
+        wait_for(lambda: "Monitor: started" in monitor.output(), 60, f"{name} to start")
+        return monitor
+
+    def _spawn(
+        self, name: str, command: list[str], env: dict[str, str]
+    ) -> WorkerProcess:
+        log = self.log_dir / f"{name}.log"
         environment = {
             **os.environ,
             **WORKER_ENV,
@@ -158,10 +195,22 @@ def fleet(
 
 @pytest.fixture(scope="session")
 def default_workers(fleet: WorkerFleet) -> list[WorkerProcess]:
-    """Five workers on the default queue, shared by the end-to-end tests."""
-    workers = [fleet.start(f"w{n}", concurrency=30) for n in range(1, 6)]
+    """Five workers on the default queue, shared by the end-to-end tests.
+
+    Each also consumes a queue of its own, `only-wN`, so a test can reach each one.
+    """
+    workers = [
+        fleet.start(f"w{n}", queue=f"default,only-w{n}", concurrency=30)
+        for n in range(1, 6)
+    ]
     fleet.wait_ready(*workers)
     return workers
+
+
+@pytest.fixture(scope="session")
+def monitor(fleet: WorkerFleet) -> WorkerProcess:
+    """A `manage.py monitor` shared by the tests that need one."""
+    return fleet.start_monitor()
 
 
 class Api:

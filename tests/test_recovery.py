@@ -1,0 +1,333 @@
+"""Workers that die, stop, or lose their broker: every job still ends exactly once.
+
+Real `celery worker` and `manage.py monitor` processes, real signals (kill -9,
+SIGSTOP), default heartbeat settings but a 1 s beat (a loss threshold of 3 s).
+"""
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from . import conftest
+from .conftest import Api, WorkerFleet, WorkerProcess, survivors, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+def marker() -> str:
+    """A unique sleep length, to find a job's processes by their command line."""
+    return f"600.{uuid.uuid4().int % 10**9}"
+
+
+def first_attempt_sleeps(mark: str) -> str:
+    """A command whose first attempt sleeps 'forever' and whose later ones succeed."""
+    return (
+        f'if [ "$INFINITRAIN_ATTEMPT" = 1 ]; then sleep {mark}; '
+        'else echo "attempt $INFINITRAIN_ATTEMPT"; fi'
+    )
+
+
+def worker_named(workers: list[WorkerProcess], job: dict[str, Any]) -> WorkerProcess:
+    name = job["worker"].split("@")[0]
+    return next(w for w in workers if w.name == name)
+
+
+def children_of(pid: int, mark: str) -> list[int]:
+    return [p for p in survivors(mark) if _parent(p) == pid]
+
+
+def _parent(pid: int) -> int:
+    try:
+        stat = open(f"/proc/{pid}/stat", "rb").read()  # noqa: SIM115
+    except OSError:
+        return -1
+    return int(stat.rpartition(b")")[2].split()[1])
+
+
+def priority_lists(queue: str) -> list[str]:
+    """The Redis lists of a queue: one per priority (see CELERY_BROKER_TRANSPORT_OPTIONS)."""
+    return [queue] + [f"{queue}:{p}" for p in range(1, 10)]
+
+
+def queued(client: redis.Redis, queue: str) -> int:
+    return sum(int(client.llen(key)) for key in priority_lists(queue))
+
+
+@pytest.fixture
+def pair(fleet: WorkerFleet, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Two workers on a queue of this test's own; stopped (or continued) afterwards."""
+    queue = f"q-{request.node.name[:40]}"
+    workers = [fleet.start(f"{queue}-{n}", queue=queue, concurrency=2) for n in (1, 2)]
+    fleet.wait_ready(*workers)
+    yield queue, workers
+    for worker in workers:
+        if worker.process.poll() is None:
+            os.kill(worker.process.pid, signal.SIGCONT)
+        worker.stop()
+
+
+def test_killed_worker_is_lost_and_its_job_runs_again_elsewhere_once(
+    api: Api, monitor: WorkerProcess, pair: Any
+) -> None:
+    queue, workers = pair
+    mark = marker()
+    job = api.submit(
+        type="command", command=first_attempt_sleeps(mark), retries=2, queue=queue
+    )
+    running = wait_for(
+        lambda: (j := api.job(job["id"]))["status"] == "running" and j, 30, "start"
+    )
+    victim = worker_named(workers, running)
+    wait_for(lambda: survivors(mark), 10, "the job's process")
+
+    killed_at = time.monotonic()
+    victim.process.send_signal(signal.SIGKILL)
+    wait_for(lambda: api.job(job["id"])["attempts_made"] == 2, 15, "the second attempt")
+    recovered_in = time.monotonic() - killed_at
+    print(f"kill -9 to the job's next attempt: {recovered_in:.2f}s")
+
+    done = api.wait_final(job["id"])
+    assert recovered_in < 10
+    assert done["status"] == "succeeded"
+    assert [a["outcome"] for a in done["attempts"]] == ["worker_lost", "succeeded"]
+    assert done["attempts"][0]["error"].startswith("worker lost")
+    assert done["attempts"][1]["worker"] != running["worker"]
+    assert done["result"]["stdout"] == "attempt 2\n"
+    # The dead worker's reaper ended the first attempt's process.
+    wait_for(lambda: not survivors(mark), 5, "the dead worker's job process to end")
+    dead = api.session.get(f"{api.base}/workers/{running['worker']}").json()
+    assert dead["status"] == "lost"
+
+
+def test_stopped_worker_comes_back_to_find_its_attempt_taken_and_killed(
+    api: Api, monitor: WorkerProcess, pair: Any
+) -> None:
+    queue, workers = pair
+    mark = marker()
+    job = api.submit(
+        type="command", command=first_attempt_sleeps(mark), retries=1, queue=queue
+    )
+    running = wait_for(
+        lambda: (j := api.job(job["id"]))["status"] == "running" and j, 30, "start"
+    )
+    frozen = worker_named(workers, running)
+    wait_for(lambda: children_of(frozen.process.pid, mark), 10, "the job's process")
+
+    os.kill(frozen.process.pid, signal.SIGSTOP)
+    done = api.wait_final(job["id"], timeout=30)
+    assert children_of(frozen.process.pid, mark)  # still running while frozen
+    os.kill(frozen.process.pid, signal.SIGCONT)
+
+    wait_for(
+        lambda: not survivors(mark), 10, "the taken attempt's process to be killed"
+    )
+    wait_for(lambda: "result discarded" in frozen.output(), 10, "the late result")
+    after = api.job(job["id"])
+    assert done["status"] == after["status"] == "succeeded"
+    assert after["attempts_made"] == 2
+    assert [a["outcome"] for a in after["attempts"]] == ["worker_lost", "succeeded"]
+    assert after["result"]["stdout"] == "attempt 2\n"
+    wait_for(
+        lambda: (
+            api.session.get(f"{api.base}/workers/{running['worker']}").json()["status"]
+            == "online"
+        ),
+        10,
+        "the worker to come back online",
+    )
+
+
+def test_poison_job_that_kills_its_worker_stops_at_its_attempt_limit(
+    api: Api, monitor: WorkerProcess, fleet: WorkerFleet
+) -> None:
+    workers = [
+        fleet.start(f"poison-{n}", queue="poison", concurrency=1) for n in (1, 2, 3)
+    ]
+    fleet.wait_ready(*workers)
+    job = api.submit(type="command", command="kill -9 $PPID", retries=2, queue="poison")
+
+    done = api.wait_final(job["id"], timeout=60)
+
+    assert done["status"] == "failed"
+    assert done["attempts_made"] == 3
+    assert [a["outcome"] for a in done["attempts"]] == ["worker_lost"] * 3
+    assert done["error"].startswith("worker lost")
+    assert len({a["worker"] for a in done["attempts"]}) == 3
+    assert all(w.process.poll() is not None for w in workers)
+
+
+def test_cancel_kills_a_running_command_and_a_script_with_children(
+    api: Api, default_workers: list[WorkerProcess]
+) -> None:
+    command_mark, script_mark = marker(), marker()
+    jobs = [
+        api.submit(type="command", command=f"sleep {command_mark}", retries=3),
+        api.submit(
+            type="script",
+            script=f"#!/bin/sh\nsleep {script_mark} &\nsleep {script_mark} &\nwait\n",
+            retries=3,
+        ),
+    ]
+    wait_for(lambda: survivors(command_mark), 20, "the command to start")
+    wait_for(lambda: len(survivors(script_mark)) == 2, 20, "the script's children")
+
+    for job in jobs:
+        response = api.session.post(f"{api.base}/jobs/{job['id']}/cancel", timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "cancelled"
+    cancelled_at = time.monotonic()
+    wait_for(
+        lambda: not survivors(command_mark) and not survivors(script_mark),
+        2,
+        "every process of the cancelled jobs to end",
+    )
+    print(f"cancel to no process left: {time.monotonic() - cancelled_at:.2f}s")
+
+    logs = lambda: "".join(w.output() for w in default_workers)  # noqa: E731
+    for job in jobs:
+        # The worker stopped the attempt and dropped its result; nothing else follows.
+        wait_for(
+            lambda j=job: f"Job {j['id']} attempt 1: lease was taken" in logs(), 10
+        )
+        after = api.job(job["id"])
+        assert after["status"] == "cancelled"
+        assert after["attempts_made"] == 1
+        assert after["attempts"][0]["outcome"] == "cancelled"
+
+
+def test_cancelled_queued_job_never_starts(
+    api: Api, fleet: WorkerFleet, redis_client: redis.Redis
+) -> None:
+    job = api.submit(type="command", command="echo ran", queue="late")
+
+    response = api.session.post(f"{api.base}/jobs/{job['id']}/cancel", timeout=10)
+    late = fleet.start("late", queue="late", concurrency=1)
+    fleet.wait_ready(late)
+    wait_for(lambda: queued(redis_client, "late") == 0, 10, "the message to be taken")
+    wait_for(lambda: "not claimable" in late.output(), 10, "the message to be dropped")
+    late.stop()
+
+    assert response.status_code == 200
+    after = api.job(job["id"])
+    assert after["status"] == "cancelled"
+    assert after["attempts_made"] == 0
+
+
+def test_cancelling_a_finished_job_is_a_409_that_says_why(
+    api: Api, default_workers: list[WorkerProcess]
+) -> None:
+    job = api.submit(type="command", command="true")
+    api.wait_final(job["id"])
+
+    response = api.session.post(f"{api.base}/jobs/{job['id']}/cancel", timeout=10)
+
+    assert response.status_code == 409
+    assert "is succeeded" in response.json()["detail"]
+    assert "can be cancelled" in response.json()["detail"]
+    missing = api.session.post(f"{api.base}/jobs/nope/cancel", timeout=10)
+    assert missing.status_code == 404
+
+
+def test_failed_job_runs_again_on_request_with_its_retry_policy(
+    api: Api, default_workers: list[WorkerProcess], tmp_path: Any
+) -> None:
+    flag = tmp_path / "fixed"
+    job = api.submit(type="command", command=f"test -e {flag}", retries=1)
+    assert api.wait_final(job["id"])["attempts_made"] == 2
+    flag.touch()
+
+    response = api.session.post(f"{api.base}/jobs/{job['id']}/retry", timeout=10)
+    done = api.wait_final(job["id"])
+
+    assert response.status_code == 200
+    assert done["status"] == "succeeded"
+    assert [a["outcome"] for a in done["attempts"]] == ["failed", "failed", "succeeded"]
+    again = api.session.post(f"{api.base}/jobs/{job['id']}/retry", timeout=10)
+    assert again.status_code == 409
+    assert "failed or cancelled" in again.json()["detail"]
+
+
+def test_two_monitors_recover_each_lost_attempt_once(
+    api: Api, monitor: WorkerProcess, fleet: WorkerFleet
+) -> None:
+    second = fleet.start_monitor("monitor-2")
+    doomed = fleet.start("doomed", queue="twice", concurrency=4)
+    fleet.wait_ready(doomed)
+    mark = marker()
+    jobs = [
+        api.submit(
+            type="command", command=first_attempt_sleeps(mark), retries=1, queue="twice"
+        )
+        for _ in range(4)
+    ]
+    wait_for(
+        lambda: all(api.job(j["id"])["status"] == "running" for j in jobs),
+        20,
+        "all four jobs to run",
+    )
+
+    doomed.process.send_signal(signal.SIGKILL)
+    wait_for(
+        lambda: all(api.job(j["id"])["status"] == "retrying" for j in jobs),
+        15,
+        "every attempt to be recovered",
+    )
+    second.stop()
+
+    logs = monitor.output() + second.output()
+    for job in jobs:
+        assert logs.count(f"Job {job['id']} attempt 1: recovered (") == 1
+    for job in jobs:
+        attempts = api.job(job["id"])["attempts"]
+        assert [a["outcome"] for a in attempts] == ["worker_lost"]
+
+
+def test_jobs_whose_messages_were_wiped_are_published_again(
+    api: Api, monitor: WorkerProcess, fleet: WorkerFleet, redis_client: redis.Redis
+) -> None:
+    jobs = [
+        api.submit(type="command", command="true", queue="wiped") for _ in range(20)
+    ]
+    wait_for(lambda: queued(redis_client, "wiped") == 20, 10, "the messages")
+    redis_client.delete(*priority_lists("wiped"))
+
+    wait_for(lambda: queued(redis_client, "wiped") == 20, 15, "reconciliation")
+    worker = fleet.start("wiped", queue="wiped", concurrency=4)
+    fleet.wait_ready(worker)
+    finished = [api.wait_final(job["id"]) for job in jobs]
+    worker.stop()
+
+    assert {job["status"] for job in finished} == {"succeeded"}
+    assert all(job["attempts_made"] == 1 for job in finished)
+
+
+@pytest.mark.skipif(conftest.REDIS is None, reason="needs the suite's own redis-server")
+def test_redis_restart_under_load_loses_no_job_and_every_worker_consumes_after(
+    api: Api, monitor: WorkerProcess, default_workers: list[WorkerProcess]
+) -> None:
+    assert conftest.REDIS is not None
+    ids = [api.submit(type="command", command="sleep 1")["id"] for _ in range(200)]
+    wait_for(lambda: api.job(ids[0])["status"] != "queued", 10, "work to start")
+
+    conftest.REDIS.restart()
+
+    finished = [api.wait_final(job_id, timeout=120) for job_id in ids]
+    assert {job["status"] for job in finished} == {"succeeded"}
+    assert all(job["attempts_made"] == 1 for job in finished)
+    # Each worker takes a job from a queue only it consumes.
+    probes = {
+        w.name: api.submit(type="command", command="true", queue=f"only-{w.name}")
+        for w in default_workers
+    }
+    for name, probe in probes.items():
+        done = api.wait_final(probe["id"], timeout=30)
+        assert done["status"] == "succeeded"
+        assert done["worker"].startswith(f"{name}@")
