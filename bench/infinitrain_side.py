@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ import psycopg
 import redis
 import requests
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from bench.measure import Run, Submission
 from bench.services import (
@@ -77,7 +79,7 @@ class InfiniTrain:
             job_id__in=keys, number=1, finished_at__isnull=False
         ).values_list("started_at", "finished_at", "outcome")
         return [
-            Run(started.timestamp(), finished.timestamp(), outcome == Outcome.SUCCEEDED)
+            _run(started, finished, outcome == Outcome.SUCCEEDED)
             for started, finished, outcome in attempts
         ]
 
@@ -123,8 +125,13 @@ def running(database_url: str, concurrency: int, logs: Path) -> Iterator[InfiniT
 
         wait_ready(worker)
         api_url = f"http://127.0.0.1:{port}"
-        _wait_healthy(api_url, [api, worker])
+        _wait_healthy(api_url, api, worker)
         yield InfiniTrain(worker, api, api_url, token)
+
+
+def _run(started: datetime, finished: datetime | None, succeeded: bool) -> Run:
+    assert finished is not None  # the query asks for finished attempts only
+    return Run(started.timestamp(), finished.timestamp(), succeeded)
 
 
 def _environment(database_url: str) -> dict[str, str]:
@@ -143,15 +150,16 @@ def _create_database(database_url: str) -> None:
     config = dj_database_url.parse(database_url)
     if config["ENGINE"] != "django.db.backends.postgresql":
         return
-    server = {
-        "dbname": "postgres",
-        "user": config.get("USER") or None,
-        "password": config.get("PASSWORD") or None,
-        "host": config.get("HOST") or None,
-        "port": config.get("PORT") or None,
-    }
+    # The maintenance database: the one named in the URL may not exist yet.
+    server = make_conninfo(
+        dbname="postgres",
+        user=config.get("USER") or None,
+        password=config.get("PASSWORD") or None,
+        host=config.get("HOST") or None,
+        port=config.get("PORT") or None,
+    )
     try:
-        connection = psycopg.connect(**server, autocommit=True)
+        connection = psycopg.connect(server, autocommit=True)
     except psycopg.OperationalError as error:
         raise BenchError(
             f"cannot reach PostgreSQL for {_safe(database_url)}: {error}\n"
@@ -198,17 +206,26 @@ def _gunicorn(port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _wait_healthy(api_url: str, services: list[Service]) -> None:
+def _wait_healthy(api_url: str, api: Service, worker: Service) -> None:
     """Wait until /health answers 200 and counts the worker as live."""
+    last_answer = "nothing"
 
     def healthy() -> bool:
+        nonlocal last_answer
         try:
             response = requests.get(f"{api_url}/api/v1/health", timeout=5)
         except requests.ConnectionError:
             return False
+        last_answer = f"{response.status_code} {response.text[:300]}"
         return response.status_code == 200 and response.json()["live_workers"] > 0
 
-    wait_until(healthy, READY_SECONDS, "the API to answer /health", services, 0.1)
+    try:
+        wait_until(healthy, READY_SECONDS, "the API's /health", [api, worker], 0.1)
+    except BenchError as error:
+        raise BenchError(
+            f"{error}; it last answered {last_answer}. The end of the API's log:\n"
+            f"{api.output()[-3000:]}"
+        ) from None
 
 
 def _safe(database_url: str) -> str:

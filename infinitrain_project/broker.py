@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 class QoS(redis.QoS):
     def restore_unacked(self, client: Any = None) -> Any:
         if client is None and self._channel_closed():
-            delivered = self._delivered or {}
+            delivered: dict[str, Any] = self._delivered or {}
             logger.warning(
                 "Broker connection gone: %s unacknowledged message(s) left for the "
                 "visibility timeout and reconciliation",

@@ -193,6 +193,11 @@ INFINITRAIN = {
     # Seconds between a worker's heartbeats, and how many missed beats make it lost.
     "HEARTBEAT_INTERVAL": env_float("INFINITRAIN_HEARTBEAT_INTERVAL", 1.0),
     "HEARTBEAT_MISSES": int(env_float("INFINITRAIN_HEARTBEAT_MISSES", 3)),
+    # A worker checks that it still takes messages by sending itself a canary every
+    # CANARY_INTERVAL seconds; one not taken within CANARY_TIMEOUT, while the worker
+    # had a free slot and took nothing else, means it has stopped consuming.
+    "CANARY_INTERVAL": env_float("INFINITRAIN_CANARY_INTERVAL", 5.0),
+    "CANARY_TIMEOUT": env_float("INFINITRAIN_CANARY_TIMEOUT", 10.0),
     # How often the monitor looks for lost workers, in seconds.
     "MONITOR_INTERVAL": env_float("INFINITRAIN_MONITOR_INTERVAL", 0.5),
     # How often the monitor looks for queued jobs whose message is gone, and how long

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import redis
 
+from infinitrain_project.celery import app
+
 from . import conftest
 from .conftest import Api, WorkerFleet, WorkerProcess, survivors, wait_for
 
@@ -331,3 +333,46 @@ def test_redis_restart_under_load_loses_no_job_and_every_worker_consumes_after(
         done = api.wait_final(probe["id"], timeout=30)
         assert done["status"] == "succeeded"
         assert done["worker"].startswith(f"{name}@")
+
+
+def test_worker_that_stops_consuming_is_not_counted_live(
+    api: Api, fleet: WorkerFleet
+) -> None:
+    deaf = fleet.start(
+        "deaf",
+        queue="deaf",
+        concurrency=2,
+        INFINITRAIN_CANARY_INTERVAL="0.5",
+        INFINITRAIN_CANARY_TIMEOUT="2",
+    )
+    fleet.wait_ready(deaf)
+    name = wait_for(lambda: _worker_name(api, "deaf@"), 10, "the worker to register")
+
+    def worker() -> dict[str, Any]:
+        return dict(api.session.get(f"{api.base}/workers/{name}", timeout=10).json())
+
+    def live() -> int:
+        return int(
+            api.session.get(f"{api.base}/health", timeout=10).json()["live_workers"]
+        )
+
+    wait_for(lambda: worker()["status"] == "online", 10, "the worker to be online")
+    before = live()
+    # The worker keeps running and heartbeating, but takes nothing any more.
+    for queue in ("deaf", f"canary.{name}"):
+        app.control.cancel_consumer(queue, destination=[name], reply=True, timeout=5)
+
+    wait_for(lambda: worker()["consuming"] is False, 15, "the canary to go unanswered")
+    assert worker()["status"] == "online"  # it still heartbeats
+    assert live() == before - 1
+
+    app.control.add_consumer(
+        f"canary.{name}", destination=[name], reply=True, timeout=5
+    )
+    wait_for(lambda: worker()["consuming"] is True, 15, "the canary to be answered")
+    deaf.stop()
+
+
+def _worker_name(api: Api, prefix: str) -> str | None:
+    workers = api.session.get(f"{api.base}/workers", timeout=10).json()["results"]
+    return next((w["name"] for w in workers if w["name"].startswith(prefix)), None)

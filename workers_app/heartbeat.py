@@ -13,39 +13,45 @@ import threading
 from typing import Any
 
 import celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_prerun, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from jobs.runner import running_attempts, stop_lost_leases, totals
 
+from .liveness import Liveness, canary_queue
 from .models import Worker, WorkerStatus
 from .recovery import recover_previous_life
 
 logger = logging.getLogger(__name__)
 
 _stop = threading.Event()
-_state: dict[str, str] = {}
+_state: dict[str, Any] = {}
 
 
 @worker_ready.connect
 def register(sender: Any, **kwargs: Any) -> None:
     """Record this worker as online and start its heartbeat thread."""
     name = str(sender.hostname)
-    _state["name"] = name
     controller = getattr(sender, "controller", None)
+    concurrency = getattr(controller, "concurrency", 0) or 0
+    _state.update(name=name, concurrency=concurrency, liveness=Liveness(name))
+    sender.add_task_queue(canary_queue(name))
     queues = sender.app.amqp.queues.consume_from.values()
     Worker.objects.update_or_create(
         name=name,
         defaults={
             **_identity(),
-            "queues": sorted(queue.name for queue in queues),
-            "concurrency": getattr(controller, "concurrency", 0) or 0,
+            "queues": sorted(
+                q.name for q in queues if not q.name.startswith("canary.")
+            ),
+            "concurrency": concurrency,
             "status": WorkerStatus.ONLINE,
             "started_at": timezone.now(),
             "last_heartbeat": timezone.now(),
             "running": 0,
+            "consuming": True,
             "processed": 0,
             "failed": 0,
         },
@@ -85,9 +91,11 @@ def beat(name: str) -> None:
     processes.
     """
     close_old_connections()
+    running = len(running_attempts())
     fields = {
         "last_heartbeat": timezone.now(),
-        "running": len(running_attempts()),
+        "running": running,
+        "consuming": _state["liveness"].check(running, _state["concurrency"]),
         "processed": totals["processed"],
         "failed": totals["failed"],
     }
@@ -100,6 +108,17 @@ def beat(name: str) -> None:
         elif not workers.update(**fields):  # offline: shutting down, still beating
             Worker.objects.create(name=name, **_identity(), **fields)
     stop_lost_leases()
+
+
+@task_prerun.connect
+def took_message(**kwargs: Any) -> None:
+    if "liveness" in _state:
+        _state["liveness"].took_message()
+
+
+def canary_answered() -> None:
+    if "liveness" in _state:
+        _state["liveness"].canary_answered()
 
 
 def _identity() -> dict[str, Any]:

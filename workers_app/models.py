@@ -22,7 +22,9 @@ def loss_threshold() -> timedelta:
 class WorkerQuerySet(models.QuerySet["Worker"]):
     def live(self) -> "WorkerQuerySet":
         cutoff = timezone.now() - loss_threshold()
-        return self.filter(status=WorkerStatus.ONLINE, last_heartbeat__gte=cutoff)
+        return self.filter(
+            status=WorkerStatus.ONLINE, last_heartbeat__gte=cutoff, consuming=True
+        )
 
 
 class Worker(models.Model):
@@ -38,6 +40,8 @@ class Worker(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     last_heartbeat = models.DateTimeField(default=timezone.now)
     running = models.PositiveIntegerField(default=0)
+    # False while the worker's canary shows it takes no messages (see liveness.py).
+    consuming = models.BooleanField(default=True)
     # Attempts this worker process finished, and how many of them failed, since it
     # started; reported by its heartbeat so the hot path writes nothing extra.
     processed = models.PositiveIntegerField(default=0)

@@ -15,6 +15,7 @@ class WorkerSerializer(serializers.ModelSerializer[Worker]):
             "hostname",
             "pid",
             "status",
+            "consuming",
             "last_heartbeat",
             "started_at",
             "queues",

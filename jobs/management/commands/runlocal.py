@@ -1,7 +1,8 @@
 """`manage.py runlocal`: the whole system on one machine, for trying InfiniTrain out.
 
 Starts Redis if needed, migrates the database, makes sure an admin user and its API
-token exist, then runs the API (gunicorn on 127.0.0.1:8080) and a worker until Ctrl-C.
+token exist, then runs the API (gunicorn on 127.0.0.1:8080), a worker and the monitor
+until Ctrl-C.
 """
 
 import os
@@ -61,6 +62,7 @@ class Command(BaseCommand):
              "--pool", "threads", "--concurrency", str(concurrency), "--events",
              "--hostname", "local@%h", "--without-mingle", "--without-gossip",
              "--loglevel", "INFO"],
+            [python, "manage.py", "monitor"],
         ]  # fmt: skip
         return [
             subprocess.Popen(command, env=os.environ.copy()) for command in commands
