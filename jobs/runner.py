@@ -7,9 +7,11 @@ attempt over while this worker was cut off).
 
 import logging
 import threading
+import time
 from collections import Counter
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from . import lifecycle
 from .executors import get_executor
@@ -17,6 +19,9 @@ from .executors.base import Outcome, RunContext
 from .models import Job, Status
 
 logger = logging.getLogger(__name__)
+
+# How long a worker keeps trying to record a result while the database is down.
+REPORT_RETRY_SECONDS = 300.0
 
 _running: dict[str, RunContext] = {}
 _running_lock = threading.Lock()
@@ -57,9 +62,36 @@ def run_attempt(job_id: str, attempt: int, worker: str) -> str | None:
         with _running_lock:
             del _running[lease.token]
 
-    status = lifecycle.finish(lease, outcome)
+    status = _report(lease, outcome)
     _count(status)
     return status
+
+
+def _report(lease: lifecycle.Lease, outcome: Outcome) -> str | None:
+    """lifecycle.finish(), retried while the database cannot be reached.
+
+    The attempt's work is done and its result exists only here: losing it would turn
+    a finished attempt into a "worker lost" one. Gives up (raises) after
+    REPORT_RETRY_SECONDS; the monitor then recovers the attempt.
+    """
+    deadline = time.monotonic() + REPORT_RETRY_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            return lifecycle.finish(lease, outcome)
+        except (OperationalError, InterfaceError) as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning(
+                "Job %s attempt %s: result not recorded yet (%s); retrying in %.1fs",
+                lease.job_id,
+                lease.attempt,
+                error,
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            close_old_connections()  # drop the broken connection; the next try reconnects
 
 
 def stop_lost_leases() -> list[str]:

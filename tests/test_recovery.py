@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+from django.db import connection
 
 from infinitrain_project.celery import app
 
@@ -376,3 +377,28 @@ def test_worker_that_stops_consuming_is_not_counted_live(
 def _worker_name(api: Api, prefix: str) -> str | None:
     workers = api.session.get(f"{api.base}/workers", timeout=10).json()["results"]
     return next((w["name"] for w in workers if w["name"].startswith(prefix)), None)
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="drops PostgreSQL server connections"
+)
+def test_result_is_recorded_when_the_database_drops_the_workers_connections(
+    api: Api, default_workers: list[WorkerProcess]
+) -> None:
+    mark = marker()
+    job = api.submit(
+        type="command", command=f"sleep {mark.replace('600', '2')}; echo done"
+    )
+    wait_for(lambda: api.job(job["id"])["status"] == "running", 20, "the job to start")
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] > 0
+
+    done = api.wait_final(job["id"])
+    assert done["status"] == "succeeded"
+    assert done["attempts_made"] == 1
+    assert done["result"]["stdout"] == "done\n"
