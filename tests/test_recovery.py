@@ -77,19 +77,27 @@ def pair(fleet: WorkerFleet, request: pytest.FixtureRequest) -> Iterator[Any]:
         worker.stop()
 
 
-def test_killed_worker_is_lost_and_its_job_runs_again_elsewhere_once(
-    api: Api, monitor: WorkerProcess, pair: Any
-) -> None:
+def start_on_pair(
+    api: Api, pair: Any, mark: str, retries: int
+) -> tuple[dict[str, Any], dict[str, Any], WorkerProcess]:
+    """Submit a first-attempt-sleeps job to the pair; return it, running, and its worker."""
     queue, workers = pair
-    mark = marker()
     job = api.submit(
-        type="command", command=first_attempt_sleeps(mark), retries=2, queue=queue
+        type="command", command=first_attempt_sleeps(mark), retries=retries, queue=queue
     )
     running = wait_for(
         lambda: (j := api.job(job["id"]))["status"] == "running" and j, 30, "start"
     )
-    victim = worker_named(workers, running)
-    wait_for(lambda: survivors(mark), 10, "the job's process")
+    worker = worker_named(workers, running)
+    wait_for(lambda: children_of(worker.process.pid, mark), 10, "the job's process")
+    return job, running, worker
+
+
+def test_killed_worker_is_lost_and_its_job_runs_again_elsewhere_once(
+    api: Api, monitor: WorkerProcess, pair: Any
+) -> None:
+    mark = marker()
+    job, running, victim = start_on_pair(api, pair, mark, retries=2)
 
     killed_at = time.monotonic()
     victim.process.send_signal(signal.SIGKILL)
@@ -113,16 +121,8 @@ def test_killed_worker_is_lost_and_its_job_runs_again_elsewhere_once(
 def test_stopped_worker_comes_back_to_find_its_attempt_taken_and_killed(
     api: Api, monitor: WorkerProcess, pair: Any
 ) -> None:
-    queue, workers = pair
     mark = marker()
-    job = api.submit(
-        type="command", command=first_attempt_sleeps(mark), retries=1, queue=queue
-    )
-    running = wait_for(
-        lambda: (j := api.job(job["id"]))["status"] == "running" and j, 30, "start"
-    )
-    frozen = worker_named(workers, running)
-    wait_for(lambda: children_of(frozen.process.pid, mark), 10, "the job's process")
+    job, running, frozen = start_on_pair(api, pair, mark, retries=1)
 
     os.kill(frozen.process.pid, signal.SIGSTOP)
     done = api.wait_final(job["id"], timeout=30)
