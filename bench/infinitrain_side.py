@@ -94,7 +94,7 @@ class InfiniTrain:
 
 @contextmanager
 def running(database_url: str, concurrency: int, logs: Path) -> Iterator[InfiniTrain]:
-    """The API and a worker on a migrated database, stopped on the way out.
+    """The API, a worker and the monitor on a migrated database, stopped on the way out.
 
     Sets DATABASE_URL, REDIS_URL and DJANGO_SETTINGS_MODULE in this process too and
     sets Django up with them, so the bench can read the jobs back: use it once per
@@ -122,6 +122,9 @@ def running(database_url: str, concurrency: int, logs: Path) -> Iterator[InfiniT
         port = free_port()
         api = start("gunicorn", _gunicorn(port), env, logs)
         stack.callback(api.stop)
+        # The monitor is part of the system as users run it: its queries count.
+        monitor = start("monitor", [sys.executable, "manage.py", "monitor"], env, logs)
+        stack.callback(monitor.stop)
 
         wait_ready(worker)
         api_url = f"http://127.0.0.1:{port}"

@@ -104,8 +104,16 @@ def _code_version() -> dict[str, Any]:
     """The commit measured, and whether uncommitted changes were measured with it."""
     git = ["git", "-C", str(ROOT)]
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    # The results file is tracked and rewritten by every run: it does not count.
     status = subprocess.run(
-        [*git, "status", "--porcelain", "--untracked-files=no"],
+        [
+            *git,
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ":!bench/results",
+        ],
         capture_output=True,
         text=True,
     )

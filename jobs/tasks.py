@@ -9,6 +9,7 @@ from .runner import run_attempt
 
 @shared_task(name=RUN_TASK, bind=True, acks_late=True, ignore_result=True)
 def run_job(task: Task, job_id: str, attempt: int) -> None:  # type: ignore[type-arg]
-    # Worker threads keep their connections between tasks; drop broken or old ones.
+    # Worker threads keep their connections between tasks (CELERY_DB_REUSE_MAX);
+    # drop broken ones and those older than CONN_MAX_AGE.
     close_old_connections()
     run_attempt(str(job_id), int(attempt), str(task.request.hostname))

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from . import lifecycle
 from .dispatch import publish_on_commit
-from .models import Job, JobType, Status
+from .models import Attempt, Job, JobType, Status
 from .serializers import TAG_PATTERN, JobInputSerializer, JobSerializer
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ class JobList(generics.ListCreateAPIView[Job]):
                 status=status.HTTP_409_CONFLICT,
             )
         publish_on_commit(job.id, 1, job.priority, job.queue)
+        # A job inserted a moment ago has no attempts: answer without asking.
+        prefetch_related_objects([job], Prefetch("attempt_set", Attempt.objects.none()))
         logger.info("Job %s: submitted (%s) by %s", job.id, job.type, request.user)
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
