@@ -169,6 +169,9 @@ CELERY_WORKER_SEND_TASK_EVENTS = env_bool("INFINITRAIN_TASK_EVENTS", False)
 # this is set, which costs a new connection per job (about 10 ms on PostgreSQL). The
 # task itself drops broken or expired connections instead (jobs/tasks.py).
 CELERY_DB_REUSE_MAX = 1_000_000_000
+# A job keeps running while the worker reconnects to Redis: its outcome goes to the
+# database, and its message, no longer acknowledgeable, is refused when redelivered.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {

@@ -17,7 +17,7 @@ class RedisServer:
 
     def __init__(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="infinitrain-redis-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -75,7 +75,7 @@ class RedisServer:
                 client.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])

@@ -9,6 +9,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ import redis
 from django.db import connection
 
 from infinitrain_project.celery import app
+from jobs.models import Job
 
 from . import conftest
 from .conftest import Api, WorkerFleet, WorkerProcess, survivors, wait_for
@@ -77,6 +79,12 @@ def pair(fleet: WorkerFleet, request: pytest.FixtureRequest) -> Iterator[Any]:
         worker.stop()
 
 
+def worker_record(api: Api, name: str) -> dict[str, Any]:
+    response = api.session.get(f"{api.base}/workers/{name}", timeout=10)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
 def start_on_pair(
     api: Api, pair: Any, mark: str, retries: int
 ) -> tuple[dict[str, Any], dict[str, Any], WorkerProcess]:
@@ -98,6 +106,11 @@ def test_killed_worker_is_lost_and_its_job_runs_again_elsewhere_once(
 ) -> None:
     mark = marker()
     job, running, victim = start_on_pair(api, pair, mark, retries=2)
+    registry = worker_record(api, running["worker"])
+    assert registry["status"] == "online"
+    assert registry["queues"] == [pair[0]]
+    assert registry["pid"] == victim.process.pid
+    assert [a["job"] for a in registry["running_attempts"]] == [job["id"]]
 
     killed_at = time.monotonic()
     victim.process.send_signal(signal.SIGKILL)
@@ -114,8 +127,7 @@ def test_killed_worker_is_lost_and_its_job_runs_again_elsewhere_once(
     assert done["result"]["stdout"] == "attempt 2\n"
     # The dead worker's reaper ended the first attempt's process.
     wait_for(lambda: not survivors(mark), 5, "the dead worker's job process to end")
-    dead = api.session.get(f"{api.base}/workers/{running['worker']}").json()
-    assert dead["status"] == "lost"
+    assert worker_record(api, running["worker"])["status"] == "lost"
 
 
 def test_stopped_worker_comes_back_to_find_its_attempt_taken_and_killed(
@@ -217,6 +229,9 @@ def test_cancelled_queued_job_never_starts(
     wait_for(lambda: queued(redis_client, "late") == 0, 10, "the message to be taken")
     wait_for(lambda: "not claimable" in late.output(), 10, "the message to be dropped")
     late.stop()
+    # A clean shutdown marks the worker offline at once, not lost later.
+    assert _worker_name(api, "late@") is not None
+    assert worker_record(api, str(_worker_name(api, "late@")))["status"] == "offline"
 
     assert response.status_code == 200
     after = api.job(job["id"])
@@ -317,8 +332,13 @@ def test_redis_restart_under_load_loses_no_job_and_every_worker_consumes_after(
     api: Api, monitor: WorkerProcess, default_workers: list[WorkerProcess]
 ) -> None:
     assert conftest.REDIS is not None
-    ids = [api.submit(type="command", command="sleep 1")["id"] for _ in range(200)]
-    wait_for(lambda: api.job(ids[0])["status"] != "queued", 10, "work to start")
+    with ThreadPoolExecutor(8) as pool:
+        submitted = pool.map(
+            lambda _: api.submit(type="command", command="sleep 8"), range(200)
+        )
+        ids = [job["id"] for job in submitted]
+    unfinished = Job.objects.filter(id__in=ids, status__in=("queued", "running"))
+    assert unfinished.count() == 200  # every one is queued or running when Redis goes
 
     conftest.REDIS.restart()
 

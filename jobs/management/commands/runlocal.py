@@ -59,7 +59,7 @@ class Command(BaseCommand):
             [python, "-m", "gunicorn", "infinitrain_project.wsgi", "--bind", bind,
              "--workers", "2", "--threads", "4", "--access-logfile", "-"],
             [python, "-m", "celery", "-A", "infinitrain_project", "worker",
-             "--pool", "threads", "--concurrency", str(concurrency), "--events",
+             "--pool", "threads", "--concurrency", str(concurrency),
              "--hostname", "local@%h", "--without-mingle", "--without-gossip",
              "--loglevel", "INFO"],
             [python, "manage.py", "monitor"],
