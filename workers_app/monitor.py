@@ -14,7 +14,7 @@ from celery import Celery
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
-from .models import Worker, WorkerStatus
+from .models import Worker, WorkerStatus, loss_threshold
 from .reconcile import reconcile
 from .recovery import mark_lost, recover_attempts
 
@@ -29,6 +29,7 @@ class Monitor:
         self.reconcile_interval = config["RECONCILE_INTERVAL"]
         self.stopping = threading.Event()
         self._next_reconcile = 0.0
+        self._database_back_at = time.monotonic()
         self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10)
 
     def run(self) -> None:
@@ -40,8 +41,12 @@ class Monitor:
         while not self.stopping.is_set():
             try:
                 self.turn()
-            except (DatabaseError, redis.RedisError) as error:
-                # The database or Redis is restarting; the next turn tries again.
+            except DatabaseError as error:
+                # While the database is down no worker can record a heartbeat either:
+                # give them a whole loss threshold after it returns before judging.
+                logger.warning("Monitor: turn skipped: %s", error)
+                self._database_back_at = time.monotonic() + self.interval
+            except redis.RedisError as error:
                 logger.warning("Monitor: turn skipped: %s", error)
             self.stopping.wait(self.interval)
         logger.info("Monitor: stopped")
@@ -52,7 +57,8 @@ class Monitor:
     def turn(self) -> None:
         """One pass: mark silent workers lost, recover their attempts, reconcile."""
         close_old_connections()
-        mark_lost()
+        if time.monotonic() - self._database_back_at > loss_threshold().total_seconds():
+            mark_lost()
         recover_attempts()
         if time.monotonic() >= self._next_reconcile:
             reconcile(self._redis)
