@@ -94,21 +94,20 @@ def _report(lease: lifecycle.Lease, outcome: Outcome) -> str | None:
             close_old_connections()  # drop the broken connection; the next try reconnects
 
 
-def stop_lost_leases() -> list[str]:
+def stop_lost_leases() -> None:
     """Stop each running attempt whose lease this worker no longer holds.
 
-    One query. Returns the job ids stopped. An attempt that finished between the
-    snapshot and the query is stopped too, which does nothing.
+    One query. An attempt that finished between the snapshot and the query is
+    stopped too, which does nothing.
     """
     running = running_attempts()
     if not running:
-        return []
+        return
     held = set(
         Job.objects.filter(lease_token__in=list(running)).values_list(
             "lease_token", flat=True
         )
     )
-    stopped = []
     for token, context in running.items():
         if token in held or context.stop.is_set():
             continue
@@ -118,8 +117,6 @@ def stop_lost_leases() -> list[str]:
             context.attempt,
         )
         context.stop.set()
-        stopped.append(context.job_id)
-    return stopped
 
 
 def _execute(lease: lifecycle.Lease, context: RunContext) -> Outcome:

@@ -89,7 +89,6 @@ class JobCancel(APIView):
         return _act(
             pk,
             lambda: lifecycle.cancel(pk, f"cancelled by {request.user}"),
-            "cancelled",
             "only a queued, retrying or running job can be cancelled",
         )
 
@@ -101,15 +100,12 @@ class JobRetry(APIView):
         return _act(
             pk,
             lambda: lifecycle.rerun(pk),
-            "queued again",
             "only a failed or cancelled job can be run again",
         )
 
 
-def _act(
-    job_id: str, action: Callable[[], str | None], done: str, rule: str
-) -> Response:
-    """Apply a lifecycle action; 200 with the job, 409 saying why not, or 404."""
+def _act(job_id: str, action: Callable[[], str | None], rule: str) -> Response:
+    """Apply a lifecycle action (it logs); 200 with the job, 409 saying why not, or 404."""
     try:
         refused_status = action()
     except Job.DoesNotExist:
@@ -119,7 +115,6 @@ def _act(
             {"detail": f"Job {job_id!r} is {refused_status}: {rule}."},
             status=status.HTTP_409_CONFLICT,
         )
-    logger.info("Job %s: %s", job_id, done)
     job = Job.objects.prefetch_related("attempt_set").get(id=job_id)
     return Response(JobSerializer(job).data)
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from jobs.runner import running_attempts, stop_lost_leases, totals
 
-from .liveness import Liveness, canary_queue
+from .liveness import CANARY_QUEUE_PREFIX, Liveness, canary_queue
 from .models import Worker, WorkerStatus
 from .recovery import recover_previous_life
 
@@ -44,7 +44,7 @@ def register(sender: Any, **kwargs: Any) -> None:
         defaults={
             **_identity(),
             "queues": sorted(
-                q.name for q in queues if not q.name.startswith("canary.")
+                q.name for q in queues if not q.name.startswith(CANARY_QUEUE_PREFIX)
             ),
             "concurrency": concurrency,
             "status": WorkerStatus.ONLINE,

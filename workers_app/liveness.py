@@ -22,10 +22,11 @@ from infinitrain_project.celery import app
 logger = logging.getLogger(__name__)
 
 CANARY_TASK = "workers_app.canary"
+CANARY_QUEUE_PREFIX = "canary."
 
 
 def canary_queue(worker: str) -> str:
-    return f"canary.{worker}"
+    return f"{CANARY_QUEUE_PREFIX}{worker}"
 
 
 @dataclass
